@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from tidegate import __version__
+
 # Modules that expose ``register(groups: dict[str, argparse._SubParsersAction]) -> None``.
 _DOMAINS = [
     "tidegate.shared.stack_cli",
@@ -23,7 +25,6 @@ _GROUPS = {
     "eval": "Evaluate models and write reports (JSON, Markdown, PNG) under reports/.",
     "text": "Token-stream risk (Kelp): score prompt/response pairs.",
     "image": "Image forensics (Natural Trace Forensics): score image files.",
-    "demo": "Run the end-to-end demo on the embedded stack.",
 }
 
 
@@ -33,11 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tidegate: real-time moderation of images and LLM token streams over Kafka and gRPC.",
         epilog="Run 'tidegate <group> --help' for the commands of a group.",
     )
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
     top = parser.add_subparsers(dest="group", metavar="<group>", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, help_text in _GROUPS.items():
         group = top.add_parser(name, help=help_text, description=help_text)
         groups[name] = group.add_subparsers(dest="command", metavar="<command>", required=True)
+    demo = top.add_parser("demo", help="Run the end-to-end demo on the embedded stack.",
+                          description="Start the embedded stack, publish sample events of every kind, show what "
+                                      "arrives on each topic, stop the stack.")
+    demo.add_argument("--keep-stack", action="store_true", help="leave the stack running afterwards")
+    demo.set_defaults(func=lambda args: __import__("tidegate.demo", fromlist=["main"]).main(args))
     for module in _DOMAINS:
         try:
             mod = importlib.import_module(module)
@@ -52,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.parse_args([args.group, "--help"])
     result = args.func(args)
     return int(result or 0)
 
