@@ -42,6 +42,8 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
             return grpc.StatusCode.UNAVAILABLE
     except ImportError:  # pragma: no cover
         pass
+    if isinstance(exc, NotImplementedError):  # what generated servicer stubs raise
+        return grpc.StatusCode.UNIMPLEMENTED
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, (TimeoutError, ConnectionError)):
