@@ -212,3 +212,30 @@ class TopicConsumer:
 
     def assigned(self) -> set[TopicPartition]:
         return set(self.consumer.assignment())
+
+
+def read_records(settings: Settings, name: str, count: int, timeout: float = 30.0) -> list:
+    """Read up to ``count`` raw records of a table topic from the beginning, with a throw-away consumer group.
+    For tools, demos and tests; services use ``TopicConsumer``."""
+    import uuid
+
+    consumer = KafkaConsumer(topic_name(settings, name), group_id=f"reader-{uuid.uuid4().hex[:8]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             session_timeout_ms=settings.kafka_session_timeout_ms,
+                             heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
+                             **client_config(settings))
+    records: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def decode_record(record, name: str) -> Message:
+    """Decode a raw record of a table topic, honouring its content-type header."""
+    return codec.decode(record.value, topics.topic(name).message,
+                        codec.header_value(record.headers, codec.CONTENT_TYPE))

@@ -40,29 +40,3 @@ def settings(stack_state) -> Settings:
     return s
 
 
-def consume(settings: Settings, name: str, count: int, timeout: float = 30.0, group: str | None = None) -> list:
-    """Read ``count`` records from a table topic with a fresh consumer group (raw ConsumerRecords)."""
-    import time
-
-    from kafka import KafkaConsumer
-
-    from tidegate.shared.kafka import client_config, topic_name
-
-    consumer = KafkaConsumer(topic_name(settings, name), group_id=group or f"reader-{uuid.uuid4().hex[:8]}",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             session_timeout_ms=settings.kafka_session_timeout_ms, heartbeat_interval_ms=2000,
-                             **client_config(settings))
-    records: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
-
-
-@pytest.fixture
-def read_topic(settings):
-    return lambda name, count, timeout=30.0: consume(settings, name, count, timeout)

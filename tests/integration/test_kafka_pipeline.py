@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from tests.conftest import consume
 from tidegate.samples import sample_messages
 from tidegate.shared import codec, topics
-from tidegate.shared.kafka import Rejected, TopicConsumer, make_producer, publish, topic_name
+from tidegate.shared.kafka import Rejected, TopicConsumer, decode_record, make_producer, publish, read_records
+from tidegate.shared.kafka import topic_name
 from tidegate.v1 import events_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -32,11 +32,10 @@ def test_every_message_round_trips_through_the_broker_in_both_encodings(settings
         publish(producer, settings, name, message, codec.JSON)
     producer.flush()
     for name, message in samples.items():
-        records = consume(settings, name, 2)
+        records = read_records(settings, name, 2)
         assert len(records) == 2, name
         for record in records:
-            ctype = codec.header_value(record.headers, codec.CONTENT_TYPE)
-            assert codec.decode(record.value, topics.topic(name).message, ctype) == message
+            assert decode_record(record, name) == message
         assert {codec.header_value(r.headers, codec.CONTENT_TYPE) for r in records} == {codec.PROTOBUF, codec.JSON}
 
 
@@ -48,7 +47,7 @@ def test_chunks_of_one_session_keep_their_order_across_a_multi_partition_topic(s
         for session in sessions:
             publish(producer, settings, topics.GEN_CHUNKS, _chunk(session, seq))
     producer.flush()
-    records = consume(settings, topics.GEN_CHUNKS, 25 * len(sessions))
+    records = read_records(settings, topics.GEN_CHUNKS, 25 * len(sessions))
     assert len(records) == 25 * len(sessions)
     seen: dict[str, list[int]] = {}
     partitions: dict[str, set[int]] = {}
@@ -86,7 +85,7 @@ def test_malformed_records_go_to_the_dlq_with_their_reason_and_the_consumer_keep
     finally:
         consumer.close()
     assert handled == [0, 1]
-    letters = [codec.decode(r.value, pb.DeadLetter) for r in consume(settings, topics.DLQ, 3)]
+    letters = [codec.decode(r.value, pb.DeadLetter) for r in read_records(settings, topics.DLQ, 3)]
     assert len(letters) == 3
     by_value = {letter.value: letter for letter in letters}
     garbage = by_value[b"\xff\x00not-protobuf"]
@@ -145,7 +144,7 @@ def test_a_failing_handler_commits_nothing_and_retries_the_same_records(settings
     finally:
         consumer.close()
     assert handled == list(range(5)) and attempts[0] >= 3
-    assert consume(settings, topics.DLQ, 1, timeout=3) == []
+    assert read_records(settings, topics.DLQ, 1, timeout=3) == []
 
 
 def test_consumer_run_loop_stops_on_request(settings):
