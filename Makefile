@@ -32,7 +32,7 @@ proto: $(INSTALLED) ## regenerate tidegate/v1 (Python + type stubs) from protos/
 # Pytest starts every server it needs (each broker + redis-server) and stops them at the end; the loop after it
 # stops whatever a killed run may have left behind.
 define run_pytest
-	rc=0; $(PY) -m pytest --basetemp=$(PYTEST_TMP) $(1) || rc=$$?; \
+	mkdir -p $(dir $(PYTEST_TMP)); rc=0; $(PY) -m pytest --basetemp=$(PYTEST_TMP) $(1) || rc=$$?; \
 	for f in $$(find $(PYTEST_TMP) -name stack.json 2>/dev/null); do $(TIDEGATE) stack down --run-dir $$(dirname $$f) >/dev/null; done; \
 	exit $$rc
 endef
