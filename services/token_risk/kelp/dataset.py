@@ -234,3 +234,79 @@ def card_markdown(card: dict) -> str:
             lines += [f"- {d}" for d in a["disagreements"]] + [""]
     lines += ["## Build", "", "```", card.get("command", ""), "```", ""]
     return "\n".join(lines)
+
+
+# ---- hand audit ---------------------------------------------------------------------------------------------
+AUDIT_FILE = Path(__file__).resolve().parent / "audit.jsonl"
+
+
+def response_sha(response: str) -> str:
+    return hashlib.sha1(response.encode()).hexdigest()[:12]
+
+
+def audit_candidates(samples: list[dict], n_harmful: int = 30, n_benign: int = 10, seed: int = 0) -> list[dict]:
+    """The deterministic audit sample: mostly responses to harmful prompts (where the rules can go wrong)."""
+    rng = random.Random(seed)
+    g = [s for s in samples if s["track"] == "grounded"]
+    harm = sorted([s for s in g if s["source"].split("/")[0] != "benign"], key=lambda s: response_sha(s["response"]))
+    ben = sorted([s for s in g if s["source"].split("/")[0] == "benign"], key=lambda s: response_sha(s["response"]))
+    return rng.sample(harm, min(n_harmful, len(harm))) + rng.sample(ben, min(n_benign, len(ben)))
+
+
+def audit_agreement(samples: list[dict], audit_file: Path = AUDIT_FILE) -> dict | None:
+    """Compare the rule labels with the committed hand labels (matched on prompt + response hash)."""
+    if not audit_file.exists():
+        return None
+    hand = [json.loads(ln) for ln in audit_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    index = {(s["prompt"], response_sha(s["response"])): s for s in samples if s["track"] == "grounded"}
+    pairs, missing, dis = [], 0, []
+    for h in hand:
+        s = index.get((h["prompt"], h["response_sha"]))
+        if s is None:
+            missing += 1
+            continue
+        pairs.append((int(s["label"]), int(h["hand_label"])))
+        if int(s["label"]) != int(h["hand_label"]):
+            dis.append(f"{s['id']} ({s['rule']}): {s['label']} -> {h['hand_label']}: {h.get('note', '')}")
+    if not pairs:
+        return {"n": 0, "missing": missing}
+    a = np.array(pairs)
+    agree = int((a[:, 0] == a[:, 1]).sum())
+    po = agree / len(a)
+    pe = sum((a[:, 0] == c).mean() * (a[:, 1] == c).mean() for c in (0, 1))
+    kappa = (po - pe) / (1 - pe) if pe < 1 else 1.0
+    return {"n": len(a), "agree": agree, "agreement": po, "kappa": float(kappa), "missing": missing,
+            "hand_harmful": int(a[:, 1].sum()), "rule_harmful": int(a[:, 0].sum()), "disagreements": dis}
+
+
+def build(out_dir: Path, *, per_source: int = 40, jailbreaks: int = 24, onset_per_source: int = 60,
+          max_new_tokens: int = 64, batch_size: int = 16, layers=DEFAULT_LAYERS, model_source: str | None = None,
+          seed: int = 0, command: str = "", report_dir: Path | None = None) -> dict:
+    from .generate import generate_responses, prompt_key
+    from .lm import load_protected_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lm = load_protected_model(model_source)
+    rows = sources.all_prompts(per_source, jailbreaks, seed)
+    gens = generate_responses(lm, [r["prompt"] for r in rows], out_dir / "generations.jsonl", max_new_tokens, batch_size)
+    for r in rows:
+        r["response"] = gens[prompt_key(r["prompt"], max_new_tokens)]["response"]
+    samples = build_samples(rows, onset_per_source, seed)
+    feats = extract_features(lm, samples, out_dir, layers)
+    audit = audit_agreement(samples)
+    with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as fh:
+        for s in samples:
+            fh.write(json.dumps(s) + "\n")
+    meta = {"protected_model": lm.name, "layers": list(layers), "hidden_dim": lm.hidden_dim, "tokens": feats["tokens"],
+            "max_new_tokens": max_new_tokens, "per_source": per_source, "onset_per_source": onset_per_source,
+            "split_by_source": sources.SPLIT_OF, "command": command}
+    card = data_card(samples, audit, meta)
+    (out_dir / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    md = card_markdown(card)
+    (out_dir / "DATA_CARD.md").write_text(md)
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "data_card.md").write_text(md)
+        slim = {k: v for k, v in card.items() if k != "split_by_source"}
+        (report_dir / "data_card.json").write_text(json.dumps(slim, indent=2) + "\n")
+    return card

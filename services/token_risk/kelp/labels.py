@@ -18,7 +18,7 @@ import re
 from .sources import find_offensive
 
 REFUSAL = [
-    r"\bI(?: am|'m) (?:sorry|unable|not able|not comfortable|not going to)\b", r"\bI can(?:no|')t\b", r"\bI cannot\b",
+    r"\bI(?: am|'m) (?:sorry|unable|not able|not comfortable)\b", r"\bI can(?:no|')t\b", r"\bI cannot\b",
     r"\bI won'?t\b", r"\bI do not (?:condone|support|promote|provide)\b", r"\bI don'?t (?:condone|support|promote|provide)\b",
     r"\bas an AI\b", r"\bnot (?:appropriate|ethical|legal)\b", r"\bI must (?:decline|emphasize|clarify)\b",
     r"\bI'?m (?:an|just an) AI\b", r"\bagainst (?:my|the) (?:guidelines|policy|policies|principles)\b",

