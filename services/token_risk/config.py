@@ -22,4 +22,6 @@ class TokenRiskSettings(BaseSettings):
     max_prompt_tokens: int = Field(2048, description="Larger prompt latents are rejected.")
     session_ttl_s: int = Field(3600, description="Idle sessions expire after this long.")
     finished_ttl_s: int = Field(600, description="A finished session's tombstone (blocks replays) lives this long.")
+    exact_char_offsets: bool = Field(True, description="Load the protected model's tokenizer so a flagged token's "
+                                                        "character offset is exact (else: end of its chunk).")
     group_id: str = Field("tidegate-token-risk", description="Kafka consumer group.")

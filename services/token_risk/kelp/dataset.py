@@ -229,6 +229,11 @@ def card_markdown(card: dict) -> str:
                   f"{a['n']} model-grounded responses were read and labelled by hand "
                   f"(`services/token_risk/kelp/audit.jsonl`); the rules agree on {a['agree']} of {a['n']} "
                   f"({100 * a['agreement']:.1f}%), Cohen's kappa {a['kappa']:.2f}.", ""]
+        for r, v in a.get("by_round", {}).items():
+            what = ("used to revise the rules, so in-sample" if r == "1" else "drawn after the revision: out-of-sample")
+            lines.append(f"- round {r} ({what}): {v['agree']}/{v['n']} ({100 * v['agreement']:.1f}%), kappa "
+                         f"{v['kappa']:.2f}; hand harmful {v['hand_harmful']}, rule harmful {v['rule_harmful']}")
+        lines.append("")
         if a.get("disagreements"):
             lines += ["Disagreements (id: rule label -> hand label):", ""]
             lines += [f"- {d}" for d in a["disagreements"]] + [""]
@@ -253,30 +258,38 @@ def audit_candidates(samples: list[dict], n_harmful: int = 30, n_benign: int = 1
     return rng.sample(harm, min(n_harmful, len(harm))) + rng.sample(ben, min(n_benign, len(ben)))
 
 
-def audit_agreement(samples: list[dict], audit_file: Path = AUDIT_FILE) -> dict | None:
-    """Compare the rule labels with the committed hand labels (matched on prompt + response hash)."""
-    if not audit_file.exists():
-        return None
-    hand = [json.loads(ln) for ln in audit_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    index = {(s["prompt"], response_sha(s["response"])): s for s in samples if s["track"] == "grounded"}
-    pairs, missing, dis = [], 0, []
-    for h in hand:
-        s = index.get((h["prompt"], h["response_sha"]))
-        if s is None:
-            missing += 1
-            continue
-        pairs.append((int(s["label"]), int(h["hand_label"])))
-        if int(s["label"]) != int(h["hand_label"]):
-            dis.append(f"{s['id']} ({s['rule']}): {s['label']} -> {h['hand_label']}: {h.get('note', '')}")
-    if not pairs:
-        return {"n": 0, "missing": missing}
+def _agreement(pairs: list[tuple[int, int]]) -> dict:
     a = np.array(pairs)
     agree = int((a[:, 0] == a[:, 1]).sum())
     po = agree / len(a)
     pe = sum((a[:, 0] == c).mean() * (a[:, 1] == c).mean() for c in (0, 1))
     kappa = (po - pe) / (1 - pe) if pe < 1 else 1.0
-    return {"n": len(a), "agree": agree, "agreement": po, "kappa": float(kappa), "missing": missing,
-            "hand_harmful": int(a[:, 1].sum()), "rule_harmful": int(a[:, 0].sum()), "disagreements": dis}
+    return {"n": len(a), "agree": agree, "agreement": po, "kappa": float(kappa),
+            "hand_harmful": int(a[:, 1].sum()), "rule_harmful": int(a[:, 0].sum())}
+
+
+def audit_agreement(samples: list[dict], audit_file: Path = AUDIT_FILE) -> dict | None:
+    """Compare the rule labels with the committed hand labels (matched on prompt + response hash), overall and
+    per audit round (round 1 was used to revise the rules; round 2 was drawn after the revision)."""
+    if not audit_file.exists():
+        return None
+    hand = [json.loads(ln) for ln in audit_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    index = {(s["prompt"], response_sha(s["response"])): s for s in samples if s["track"] == "grounded"}
+    pairs, rounds, missing, dis = [], {}, 0, []
+    for h in hand:
+        s = index.get((h["prompt"], h["response_sha"]))
+        if s is None:
+            missing += 1
+            continue
+        pair = (int(s["label"]), int(h["hand_label"]))
+        pairs.append(pair)
+        rounds.setdefault(str(h.get("round", 1)), []).append(pair)
+        if pair[0] != pair[1]:
+            dis.append(f"{s['id']} ({s['rule']}): {pair[0]} -> {pair[1]}: {h.get('note', '')}")
+    if not pairs:
+        return {"n": 0, "missing": missing}
+    return {**_agreement(pairs), "missing": missing, "by_round": {r: _agreement(p) for r, p in sorted(rounds.items())},
+            "disagreements": dis}
 
 
 def build(out_dir: Path, *, per_source: int = 40, jailbreaks: int = 24, onset_per_source: int = 60,
@@ -292,7 +305,22 @@ def build(out_dir: Path, *, per_source: int = 40, jailbreaks: int = 24, onset_pe
     for r in rows:
         r["response"] = gens[prompt_key(r["prompt"], max_new_tokens)]["response"]
     samples = build_samples(rows, onset_per_source, seed)
-    feats = extract_features(lm, samples, out_dir, layers)
+    # the hidden-state cache is reused when the samples and layers are unchanged (e.g. after a new hand audit)
+    key = hashlib.sha256(json.dumps([[s["id"], s["prompt"], s["response"], s["onset_char"]] for s in samples]
+                                    + [list(layers)]).encode()).hexdigest()[:16]
+    stamp = out_dir / "features.json"
+    old = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if old.get("key") == key and (out_dir / "samples.jsonl").exists() and all(
+            (out_dir / f"hidden_L{L}.npy").exists() for L in layers):
+        prev = {r["id"]: r for r in map(json.loads, (out_dir / "samples.jsonl").read_text().splitlines())}
+        for s in samples:
+            for f in ("n_prompt", "n_response", "offsets", "onset", "row"):
+                s[f] = prev[s["id"]][f]
+        feats = {"layers": list(layers), "tokens": old["tokens"]}
+        log.info("hidden-state cache reused", extra={"key": key})
+    else:
+        feats = extract_features(lm, samples, out_dir, layers)
+        stamp.write_text(json.dumps({"key": key, **feats}) + "\n")
     audit = audit_agreement(samples)
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as fh:
         for s in samples:

@@ -161,7 +161,7 @@ def atc_loss(logits: Tensor, mask: Tensor, target: Tensor, weight: Tensor,
     smooth = (diff.abs() * pair).sum() / npair
     mono = (F.relu(-diff) * pair).sum() / npair
     total = ce + lam_smooth * smooth + lam_mono * mono
-    return total, {"ce": float(ce), "smooth": float(smooth), "mono": float(mono)}
+    return total, {"ce": float(ce.detach()), "smooth": float(smooth.detach()), "mono": float(mono.detach())}
 
 
 def dense_ce_loss(logits: Tensor, mask: Tensor, labels: Tensor) -> tuple[Tensor, dict]:
@@ -169,7 +169,7 @@ def dense_ce_loss(logits: Tensor, mask: Tensor, labels: Tensor) -> tuple[Tensor,
     target = labels.float().unsqueeze(1).expand_as(logits)
     m = mask.float()
     ce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * m).sum() / m.sum().clamp(min=1)
-    return ce, {"ce": float(ce)}
+    return ce, {"ce": float(ce.detach())}
 
 
 # ---- stop rule --------------------------------------------------------------------------------------------
