@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     # The embedded brokers need >= 6 s; Apache Kafka accepts anything in [6 s, 30 min] by default.
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer group session timeout.")
+    kafka_group_instance_id: str | None = Field(
+        None, description="Static group membership (e.g. the pod name): a restarted replica takes its partitions "
+                          "back at once instead of waiting out a rebalance.")
+    # Also the rebalance timeout: how long a group waits for a vanished member before moving its partitions.
+    kafka_max_poll_interval_ms: int = Field(60_000, description="Longest time one batch may take to handle.")
     kafka_max_poll_records: int = Field(500, description="Upper bound on records handled per poll (one batch).")
     kafka_topic_prefix: str = Field("", description="Prefix for every topic name (e.g. 'staging.').")
     kafka_replication_factor: int = Field(1, description="Replication factor used when creating topics.")

@@ -142,7 +142,9 @@ class TopicConsumer:
                    enable_auto_commit=False, auto_offset_reset="earliest",
                    session_timeout_ms=settings.kafka_session_timeout_ms,
                    heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
-                   max_poll_records=settings.kafka_max_poll_records)
+                   max_poll_records=settings.kafka_max_poll_records,
+                   max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+                   group_instance_id=settings.kafka_group_instance_id)
         cfg.update(consumer_overrides)
         self.consumer = KafkaConsumer(topic_name(settings, name), **cfg)
         self._failures = 0
@@ -214,9 +216,10 @@ class TopicConsumer:
         return set(self.consumer.assignment())
 
 
-def read_records(settings: Settings, name: str, count: int, timeout: float = 30.0) -> list:
-    """Read up to ``count`` raw records of a table topic from the beginning, with a throw-away consumer group.
-    For tools, demos and tests; services use ``TopicConsumer``."""
+def read_records(settings: Settings, name: str, count: int, timeout: float = 30.0,
+                 done: Callable[[list], bool] | None = None) -> list:
+    """Read up to ``count`` raw records of a table topic from the beginning (or until ``done(records)``), with a
+    throw-away consumer group. For tools, demos and tests; services use ``TopicConsumer``."""
     import uuid
 
     consumer = KafkaConsumer(topic_name(settings, name), group_id=f"reader-{uuid.uuid4().hex[:8]}",
@@ -227,7 +230,7 @@ def read_records(settings: Settings, name: str, count: int, timeout: float = 30.
     records: list = []
     deadline = time.monotonic() + timeout
     try:
-        while len(records) < count and time.monotonic() < deadline:
+        while len(records) < count and time.monotonic() < deadline and not (done and done(records)):
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
     finally:

@@ -15,6 +15,7 @@ from tidegate import __version__
 _DOMAINS = [
     "tidegate.shared.stack_cli",
     "tidegate.services.token_risk.cli",
+    "tidegate.services.token_risk.main",
     "tidegate.services.image_forensics.cli",
 ]
 
