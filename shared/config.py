@@ -31,6 +31,8 @@ class Settings(BaseSettings):
                           "back at once instead of waiting out a rebalance.")
     # Also the rebalance timeout: how long a group waits for a vanished member before moving its partitions.
     kafka_max_poll_interval_ms: int = Field(60_000, description="Longest time one batch may take to handle.")
+    kafka_fetch_max_wait_ms: int = Field(20, description="How long the broker may hold a fetch waiting for data: "
+                                                         "the floor of end-to-end latency when traffic is light.")
     kafka_max_poll_records: int = Field(500, description="Upper bound on records handled per poll (one batch).")
     kafka_topic_prefix: str = Field("", description="Prefix for every topic name (e.g. 'staging.').")
     kafka_replication_factor: int = Field(1, description="Replication factor used when creating topics.")

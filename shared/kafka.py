@@ -144,6 +144,7 @@ class TopicConsumer:
                    heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
                    max_poll_records=settings.kafka_max_poll_records,
                    max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+                   fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                    group_instance_id=settings.kafka_group_instance_id)
         cfg.update(consumer_overrides)
         self.consumer = KafkaConsumer(topic_name(settings, name), **cfg)
@@ -226,7 +227,7 @@ def read_records(settings: Settings, name: str, count: int, timeout: float = 30.
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              session_timeout_ms=settings.kafka_session_timeout_ms,
                              heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
-                             **client_config(settings))
+                             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms, **client_config(settings))
     records: list = []
     deadline = time.monotonic() + timeout
     try:
