@@ -173,7 +173,7 @@ def contact_sheet(data_dir: Path, records: list[dict], out: Path, cols: int = 8,
     sheet.save(out, format="PNG", optimize=True)
 
 
-def data_card(records: list[dict], photos, splits: dict[str, str], options: dict) -> str:
+def data_card(records: list[dict], photos, splits: dict[str, str], options: dict, meta: dict | None = None) -> str:
     fams = ["real"] + [f for f in FAMILIES if any(r["family"] == f for r in records)]
     lines = ["# Image forensics data card", "",
              "Built by `tidegate data images " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
@@ -198,6 +198,8 @@ def data_card(records: list[dict], photos, splits: dict[str, str], options: dict
               "* ae_deconv / ae_bilinear: autoencoders trained here, transposed-conv vs bilinear+conv decoders.",
               "* sr_shuffle: ESPCN-style x2 super-resolution (PixelShuffle) trained here.",
               "* dcgan: DCGAN trained here, 96x96 samples from noise (assigned to splits in the real proportions).",
+              "", "Training steps of the self-trained families (from `parts/<family>.meta.json`): "
+              + (", ".join(f"{k}: {v['steps']}" for k, v in sorted((meta or {}).items())) or "n/a") + ".",
               "", "## Shortcut guard", "",
               "Every clean image (real and fake) has a processed copy with the same label: bicubic resize round "
               "trip (x0.5-0.85), JPEG (q60-95) or Gaussian blur (sigma 0.4-1.2). Processed real copies are the "
@@ -238,8 +240,10 @@ def build(data_dir: Path, report_dir: Path, families: list[str], crops_per_photo
                                 "mesa-vulkan-drivers for CPU).", exc)
                     continue
             else:
-                recs = build_self_trained(data_dir, fam, real, n_fakes,
-                                          gan_steps if fam == "dcgan" else gen_steps, seed)
+                steps = gan_steps if fam == "dcgan" else gen_steps
+                recs = build_self_trained(data_dir, fam, real, n_fakes, steps, seed)
+                (data_dir / "parts" / f"{fam}.meta.json").parent.mkdir(parents=True, exist_ok=True)
+                (data_dir / "parts" / f"{fam}.meta.json").write_text(json.dumps({"steps": steps, "seed": seed}))
             _write_part(data_dir, fam, recs)
         parts[fam] = recs
         log.info("family %s: %d images", fam, len(recs))
@@ -257,7 +261,8 @@ def build(data_dir: Path, report_dir: Path, families: list[str], crops_per_photo
 
     options = {"crops_per_photo": crops_per_photo, "n_fakes": n_fakes, "gen_steps": gen_steps,
                "gan_steps": gan_steps, "esrgan_regions": esrgan_regions, "esrgan_lr": esrgan_lr, "seed": seed}
-    card = data_card(records, photos, splits, options)
+    meta = {p.name.split(".")[0]: json.loads(p.read_text()) for p in (data_dir / "parts").glob("*.meta.json")}
+    card = data_card(records, photos, splits, options, meta)
     (data_dir / "data_card.md").write_text(card)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "data_card.md").write_text(card)

@@ -83,7 +83,7 @@ class SubPixelSR(nn.Module):
 
 
 class DCGenerator(nn.Module):
-    def __init__(self, nz: int = 64, w: int = 32):
+    def __init__(self, nz: int = 64, w: int = 16):
         super().__init__()
         self.nz = nz
         self.net = nn.Sequential(
@@ -99,7 +99,7 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    def __init__(self, w: int = 32):
+    def __init__(self, w: int = 16):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, True),  # 48
@@ -154,7 +154,7 @@ def _train_dcgan(crops: list[Image.Image], steps: int, rng: random.Random) -> nn
     g, d = DCGenerator(), DCDiscriminator()
     og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    it = _batches(crops, 32, 96, rng)
+    it = _batches(crops, 16, 96, rng)
     bce = nn.BCEWithLogitsLoss()
     bar = tqdm(range(steps), desc="train dcgan", unit="step")
     for _ in bar:

@@ -165,8 +165,8 @@ def fit_cnnspot(feats: np.ndarray, labels: np.ndarray, epochs: int = 60, lr: flo
     return model.eval()
 
 
-def fit_npr(pixels: np.ndarray, labels: np.ndarray, epochs: int = 6, lr: float = 1e-3, batch: int = 64,
-            seed: int = 0) -> NPRNet:
+def fit_npr(pixels: np.ndarray, labels: np.ndarray, epochs: int = 6, lr: float = 2e-3, batch: int = 64,
+            crop: int = 64, seed: int = 0) -> NPRNet:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_all = torch.from_numpy(pixels)
@@ -181,6 +181,10 @@ def fit_npr(pixels: np.ndarray, labels: np.ndarray, epochs: int = 6, lr: float =
     for _ in bar:
         idx = torch.from_numpy(rng.choice(len(x_all), min(batch, len(x_all)), replace=False))
         x = x_all[idx]
+        if crop and x.shape[-1] > crop:  # random crop at an even offset (keeps the 2x2 NPR grid aligned)
+            oy, ox = (2 * int(rng.integers(0, (x.shape[-2] - crop) // 2 + 1)),
+                      2 * int(rng.integers(0, (x.shape[-1] - crop) // 2 + 1)))
+            x = x[..., oy:oy + crop, ox:ox + crop]
         if rng.random() < 0.5:  # flips keep pixel relations intact
             x = x.flip(-1)
         loss = F.binary_cross_entropy_with_logits(model(x), y[idx], pos_weight=pos_weight)
