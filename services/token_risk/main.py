@@ -21,14 +21,17 @@ from tidegate.shared.redis_client import make_redis
 log = logging.getLogger("tidegate.token_risk")
 
 
-def build_engine(settings: Settings, risk: TokenRiskSettings) -> RiskEngine:
-    """Load the head and connect to Redis (and, for exact character offsets, the protected model's tokenizer)."""
+def build_engine(settings: Settings, risk: TokenRiskSettings, protected_model=None) -> RiskEngine:
+    """Load the head and connect to Redis. Without a ``protected_model`` (loaded lazily for text mode), the model's
+    tokenizer is still loaded for exact character offsets, unless ``exact_char_offsets`` is off."""
     from tidegate.services.token_risk.kelp.sld import load_head
 
     head, card = load_head(risk.head_dir)
     store = SessionStore(make_redis(settings), settings.redis_namespace, risk.session_ttl_s, risk.finished_ttl_s)
-    tok = load_tokenizer(risk.protected_model) if risk.exact_char_offsets else None
-    return RiskEngine(head, card, store, risk, tokenizer=tok)
+    tok = None
+    if protected_model is None and risk.exact_char_offsets:
+        tok = load_tokenizer(risk.protected_model)
+    return RiskEngine(head, card, store, risk, protected_model=protected_model, tokenizer=tok)
 
 
 def load_tokenizer(source: str | None):

@@ -1,6 +1,7 @@
 """``GuardedGenerator``: HF ``generate()`` with a layer tap, chunked streaming to Tidegate, and a stop switch."""
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ class GuardedGenerator:
                 result.token_ids = result.token_ids[: result.token_ids.index(eos)]
             if not result.stopped and len(taps) - 1 < len(result.token_ids):
                 # the last token was never fed back: one extra step gives its state
-                self.model(input_ids=out.sequences[:, -1:], past_key_values=out.past_key_values, use_cache=True)
+                # transformers >= 5.x names the argument ``cache``; older releases ``past_key_values``
+                name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+                self.model(input_ids=out.sequences[:, -1:], use_cache=True, **{name: out.past_key_values})
             taps[:] = taps[: 1 + len(result.token_ids)]
             if not result.stopped:
                 flush_ready(final=True)
