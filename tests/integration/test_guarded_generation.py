@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tidegate.plugin import GrpcTransport, GuardedGenerator, KafkaTransport
+from tidegate.plugin.replay import replay_chunks
 from tidegate.services.token_risk.config import TokenRiskSettings
 from tidegate.services.token_risk.kelp.lm import load_protected_model
 from tidegate.services.token_risk.kelp.score import score_pair, stream_scores
@@ -42,30 +43,13 @@ def engine(settings, lm):
     return build_engine(settings, TokenRiskSettings(model_ids=[MODEL_ID]), protected_model=lm)
 
 
-def replay_chunks(lm, engine, session: str, prompt: str, response: str):
-    """What an upstream plug-in would publish for this response: teacher-forced layer-L states, CHUNK tokens each."""
-    Hp, Hr, enc = lm.pair_hidden(prompt, response, engine.layer)
-    ids = enc.input_ids[enc.prompt_len:]
-    chunks = [pb.TokenChunk(tenant_id="t", session_id=session, model_id=MODEL_ID, seq=0, prompt=prompt,
-                            prompt_latents=pb.Latents(layer=engine.layer, dim=engine.dim, dtype=pb.Latents.FLOAT32,
-                                                      data=Hp.numpy().tobytes()))]
-    for start in range(0, len(ids), CHUNK):
-        end = min(start + CHUNK, len(ids))
-        text = response[enc.offsets[start][0] if start else 0: enc.offsets[end - 1][1]]
-        chunks.append(pb.TokenChunk(
-            tenant_id="t", session_id=session, model_id=MODEL_ID, seq=len(chunks), token_ids=ids[start:end],
-            text=text, final=end == len(ids),
-            latents=pb.Latents(layer=engine.layer, dim=engine.dim, dtype=pb.Latents.FLOAT32,
-                               data=Hr[start:end].numpy().tobytes())))
-    return chunks, enc
-
-
 def test_an_exact_onset_harmful_response_is_stopped_soon_after_onset_and_a_benign_one_is_not(settings, lm, engine):
     producer = make_producer(settings)
     cases = {"harmful": LEAD + HARMFUL_TAIL, "benign": LEAD + BENIGN_TAIL}
     encodings = {}
     for name, response in cases.items():
-        chunks, encodings[name] = replay_chunks(lm, engine, name, PROMPT, response)
+        chunks, encodings[name] = replay_chunks(lm, PROMPT, response, layer=engine.layer, model_id=MODEL_ID,
+                                                tenant_id="t", session_id=name, chunk_tokens=CHUNK)
         for chunk in chunks:
             publish(producer, settings, topics.GEN_CHUNKS, chunk)
     producer.flush()
