@@ -44,6 +44,8 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "urllib3"):  # client libraries log every reconnect at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python warns whenever its I/O loop waited on a busy CPU; not actionable for operators
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
