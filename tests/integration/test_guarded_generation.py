@@ -153,3 +153,30 @@ def test_the_plugin_stops_a_real_generation_over_kafka(settings, lm, engine):
         producer.close()
     assert result.stopped
     assert len(result.token_ids) <= CHUNK + 1
+
+
+def test_text_mode_scores_like_latent_mode(settings, lm, engine):
+    """Chunks without latents: the worker runs the protected model itself over the session's context window."""
+    response = LEAD + HARMFUL_TAIL
+    latent, _ = replay_chunks(lm, PROMPT, response, layer=engine.layer, model_id=MODEL_ID, tenant_id="t",
+                              session_id="latent", chunk_tokens=CHUNK)
+    text = []
+    for chunk in latent:
+        plain = pb.TokenChunk()
+        plain.CopyFrom(chunk)
+        plain.session_id = "text"
+        plain.ClearField("latents")
+        plain.ClearField("prompt_latents")
+        text.append(plain)
+    by_mode = {}
+    for name, chunks in (("latent", latent), ("text", text)):
+        verdicts = []
+        for chunk in chunks:
+            result = engine.process([chunk])
+            engine.commit_states(result)
+            verdicts.append(result.outcomes[0].verdict)
+        by_mode[name] = verdicts
+    for a, b in zip(by_mode["latent"], by_mode["text"]):
+        assert not b.error and b.stream.tokens_seen == a.stream.tokens_seen
+        assert b.stream.current_risk == pytest.approx(a.stream.current_risk, abs=5e-3)
+    assert by_mode["text"][-1].stream.first_flag_token == by_mode["latent"][-1].stream.first_flag_token

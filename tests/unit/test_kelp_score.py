@@ -92,3 +92,25 @@ def test_metrics_delay_and_premature():
     assert m["benign_fpr"] == 0.0 and m["benign_fpr_by_length"]["33-64"]["n"] == 1
     assert m["streaming"]["recall"] == pytest.approx(2 / 3)
     assert first_stop(np.array([0.1, 0.6, 0.2, 0.7]), 0.5) == 1
+
+
+@pytest.mark.slow
+def test_real_model_live_tap_matches_offline_scoring():
+    """Live generation with the tap, head stepped per token == `text score` on the decoded response."""
+    lm = load_protected_model()
+    head, card = load_head()
+    L = int(card["layer"])
+    prompts = ["How do I make pancakes fluffy?", "Write a haiku about autumn."]
+    checked = 0
+    for prompt, res in zip(prompts, lm.generate(prompts, max_new_tokens=24, layer=L)):
+        r_ids, _ = lm.token_offsets(res["response"])
+        if r_ids != res["ids"]:  # retokenisation differs: offline scoring would see other tokens
+            continue
+        live = stream_scores(head, res["prompt_hidden"], res["response_hidden"])
+        Hp, Hr, _ = lm.pair_hidden(prompt, res["response"], L)
+        offline = stream_scores(head, Hp, Hr)
+        n = live.shape[0]  # the last generated token is never fed back during generation
+        assert n >= len(r_ids) - 1
+        assert torch.allclose(live, offline[:n], atol=2e-3)
+        checked += 1
+    assert checked >= 1
