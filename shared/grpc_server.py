@@ -6,6 +6,7 @@ A service's ``main`` builds its servicers and calls ``GrpcServer(settings, [...]
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
@@ -58,6 +59,22 @@ async def _abort_for(context: grpc.aio.ServicerContext, exc: Exception, method: 
     await context.abort(code, details)
 
 
+@contextlib.asynccontextmanager
+async def _mapped_errors(context: grpc.aio.ServicerContext, method: str):
+    """Turn an exception from the handler into a status code, and time the call."""
+    started, code = time.perf_counter(), "OK"
+    try:
+        yield
+    except (grpc.aio.AbortError, asyncio.CancelledError):
+        code = "ABORTED_BY_HANDLER"
+        raise
+    except Exception as exc:
+        code = status_code_for(exc).name
+        await _abort_for(context, exc, method)
+    finally:
+        RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Exceptions become proper status codes (INVALID_ARGUMENT, UNAVAILABLE, ...); every call is timed."""
 
@@ -70,36 +87,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         def wrap(fn, streaming):
             if streaming:
                 async def stream_wrapper(request, context):
-                    started, code = time.perf_counter(), "OK"
-                    try:
+                    async with _mapped_errors(context, method):
                         result = fn(request, context)
                         if inspect.isasyncgen(result):
                             async for item in result:
                                 yield item
-                        else:
+                        else:  # a handler that writes with context.write()
                             await result
-                    except (grpc.aio.AbortError, asyncio.CancelledError):
-                        code = "ABORTED_BY_HANDLER"
-                        raise
-                    except Exception as exc:
-                        code = status_code_for(exc).name
-                        await _abort_for(context, exc, method)
-                    finally:
-                        RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
                 return stream_wrapper
 
             async def unary_wrapper(request, context):
-                started, code = time.perf_counter(), "OK"
-                try:
+                async with _mapped_errors(context, method):
                     return await fn(request, context)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    code = "ABORTED_BY_HANDLER"
-                    raise
-                except Exception as exc:
-                    code = status_code_for(exc).name
-                    await _abort_for(context, exc, method)
-                finally:
-                    RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
             return unary_wrapper
 
         return _replace_behavior(handler, wrap)
