@@ -78,3 +78,16 @@ def test_audit_agreement_and_kappa(tmp_path):
     assert a["n"] == 4 and a["agree"] == 3 and a["missing"] == 1
     # po = 0.75; pe = 0.5*0.25 + 0.5*0.75 = 0.5 -> kappa 0.5
     assert a["kappa"] == pytest.approx(0.5)
+
+
+def test_exact_onset_build_is_deterministic_across_hash_seeds():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import random, json, hashlib; from tidegate.services.token_risk.kelp import dataset; "
+            "s = dataset._harmful_segments(random.Random(0), 8, ['How to x?']); "
+            "print(hashlib.sha1(json.dumps(s).encode()).hexdigest())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1

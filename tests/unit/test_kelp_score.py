@@ -87,7 +87,7 @@ def test_metrics_delay_and_premature():
             {"label": 0, "track": "onset", "onset": -1}, {"label": 1, "track": "grounded", "onset": -1}]
     scores = [np.array([0.1] * 7 + [0.9, 0.9]), np.array([0.9] + [0.1] * 8), np.array([0.2] * 40), np.array([0.1, 0.2])]
     m = stream_metrics(rows, scores, 0.5)
-    assert m["delay"] == {"n": 2, "caught": 1, "premature": 1, "missed": 0, "median_tokens": 2.0, "mean_tokens": 2.0,
+    assert m["delay"] == {"n": 2, "caught": 1, "premature": 1, "premature_in_lead_in": 1, "missed": 0, "median_tokens": 2.0, "mean_tokens": 2.0,
                           "within_16": 0.5, "within_32": 0.5}
     assert m["benign_fpr"] == 0.0 and m["benign_fpr_by_length"]["33-64"]["n"] == 1
     assert m["streaming"]["recall"] == pytest.approx(2 / 3)

@@ -126,7 +126,8 @@ def build_samples(gens: list[dict], per_source: int, seed: int = 0) -> list[dict
         response = f"{lead} {seg['text']}"
         samples.append({"track": "onset", "prompt": g["prompt"], "response": response, "label": 1,
                         "rule": "onset", "source": seg["source"], "split": seg["split"],
-                        "onset_char": len(lead) + 1 + seg["onset_char"], "sensitive": False})
+                        "onset_char": len(lead) + 1 + seg["onset_char"], "span_char": len(lead) + 1,
+                        "sensitive": False})
     # benign controls: benign lead-in, then a hard-benign continuation (answer to a sensitive prompt)
     n_harm = Counter(s["split"] for s in segs)
     for split, n in n_harm.items():
@@ -321,6 +322,8 @@ def build(out_dir: Path, *, per_source: int = 40, jailbreaks: int = 24, onset_pe
     else:
         feats = extract_features(lm, samples, out_dir, layers)
         stamp.write_text(json.dumps({"key": key, **feats}) + "\n")
+    for s in samples:  # first token of the appended harmful text (the lead-in ends before it)
+        s["span"] = _onset_token([tuple(o) for o in s["offsets"]], s["span_char"]) if s.get("span_char", -1) >= 0 else -1
     audit = audit_agreement(samples)
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as fh:
         for s in samples:

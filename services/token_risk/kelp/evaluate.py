@@ -155,7 +155,7 @@ def markdown_table(report: dict) -> str:
     t = report["ms_per_token"]
     dec = t["decode"]
     rows = ["| method | layer | response F1 | streaming F1 | benign FPR | median delay (tok) | caught ≤16 | caught ≤32 "
-            "| premature | ms/token | % of decode |",
+            "| premature (in lead-in) | ms/token | % of decode |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in report["methods"].items():
         m = r["test"]
@@ -163,7 +163,7 @@ def markdown_table(report: dict) -> str:
         ms = t.get(name)
         rows.append(f"| {name} | {r['layer'] or '–'} | {_fmt(m['response']['f1'])} | {_fmt(m['streaming']['f1'])} | "
                     f"{_fmt(m['benign_fpr'], True)} | {_fmt(d['median_tokens'], nd=1)} | {_fmt(d['within_16'], True)} | "
-                    f"{_fmt(d['within_32'], True)} | {d['premature']}/{d['n']} | {_fmt(ms, nd=4)} | "
+                    f"{_fmt(d['within_32'], True)} | {d['premature']}/{d['n']} ({d.get('premature_in_lead_in', 0)}) | {_fmt(ms, nd=4)} | "
                     f"{_fmt(ms / dec if ms is not None else None, True)} |")
     return "\n".join(rows)
 

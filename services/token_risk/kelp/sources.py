@@ -119,7 +119,7 @@ def offensive_terms() -> tuple[str, ...]:
         if len(t) >= 4 and t.isascii():
             terms.add(t.lower())
     terms -= NOT_OFFENSIVE
-    return tuple(sorted(terms, key=len, reverse=True))
+    return tuple(sorted(terms, key=lambda t: (-len(t), t)))  # deterministic: sets iterate in hash order
 
 
 @lru_cache(maxsize=1)

@@ -89,13 +89,14 @@ class TrainConfig:
     window: int = 8
     proj_dim: int = 64
     mem_dim: int = 128
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
     anchor_k: int = 4
     lam_smooth: float = 0.5
     lam_mono: float = 0.5
+    grounded_weight: float = 1.0  # CE weight of the model-grounded anchors relative to exact-onset tokens
     seed: int = 0
 
 
@@ -117,6 +118,7 @@ def train_sld(cache: HiddenCache, cfg: TrainConfig, desc: str = "train") -> SLDH
                 _, logits = head.scan_logits(state, b.H)
                 if cfg.method == "atc":
                     tgt, w = token_targets_atc(b.lengths, b.labels, b.onsets, b.H.shape[1], cfg.anchor_k)
+                    w = torch.where((b.onsets < 0).unsqueeze(1), w * cfg.grounded_weight, w)
                     loss, parts = atc_loss(logits, b.rmask, tgt, w, cfg.lam_smooth, cfg.lam_mono)
                 elif cfg.method == "ce":
                     loss, parts = dense_ce_loss(logits, b.rmask, b.labels)
