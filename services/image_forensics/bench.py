@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="model dir (default: the packaged default)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--side", type=int, default=192)
-    p.add_argument("--calls", type=int, default=64, help="images per measurement (batch 1: calls; batch 32: calls/32)")
+    p.add_argument("--calls", type=int, default=128, help="images per measurement (batch 1: calls; batch 32: calls/32)")
     p.add_argument("--out", type=Path, default=Path("reports/bench/image-model.json"))
     args = p.parse_args(argv)
     result = run(args.model, args.threads, args.side, args.calls)

@@ -175,9 +175,19 @@ def contact_sheet(data_dir: Path, records: list[dict], out: Path, cols: int = 8,
 
 def data_card(records: list[dict], photos, splits: dict[str, str], options: dict, meta: dict | None = None) -> str:
     fams = ["real"] + [f for f in FAMILIES if any(r["family"] == f for r in records)]
+    meta = meta or {}
+    common = (f"--crops-per-photo {options['crops_per_photo']} --fakes-per-family {options['n_fakes']} "
+              f"--seed {options['seed']}")
+    repro = [f"tidegate data images --families realesrgan --esrgan-regions {options['esrgan_regions']} "
+             f"--esrgan-lr {options['esrgan_lr']} {common}"]
+    for fam in FAMILIES[1:]:  # each self-trained family with the steps it was actually trained for
+        if fam in meta:
+            flag = "--gan-steps" if fam == "dcgan" else "--gen-steps"
+            repro.append(f"tidegate data images --families {fam} {flag} {meta[fam]['steps']} {common}")
+    repro.append(f"tidegate data images {common}   # merges the cached parts, processed copies, card")
     lines = ["# Image forensics data card", "",
-             "Built by `tidegate data images " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
-             + "`. All images are 96x96 RGB PNG crops; label 0 = real, 1 = fake.", "",
+             "All images are 96x96 RGB PNG crops; label 0 = real, 1 = fake. Reproduce (finished parts are reused):",
+             "", "```", *repro, "```", "",
              "## Counts (clean / processed copies)", "",
              "| family | train | val | test | total |", "|---|---|---|---|---|"]
     for fam in fams:
@@ -209,7 +219,7 @@ def data_card(records: list[dict], photos, splits: dict[str, str], options: dict
 
 
 def build(data_dir: Path, report_dir: Path, families: list[str], crops_per_photo: int = 40, n_fakes: int = 300,
-          gen_steps: int = 1200, gan_steps: int = 1500, esrgan_regions: int = 1, esrgan_lr: int = 64,
+          gen_steps: int = 600, gan_steps: int = 800, esrgan_regions: int = 1, esrgan_lr: int = 64,
           processed_fraction: float = 1.0, max_short_side: int = 640, seed: int = 0, force: bool = False) -> dict:
     import torch
 
