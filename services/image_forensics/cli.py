@@ -56,7 +56,7 @@ def _image_score(args: argparse.Namespace) -> int:
 
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
-    from .data import FAMILIES
+    from .constants import FAMILIES
 
     p = groups["data"].add_parser(
         "images", help="Build the real/fake image set (Debian wallpapers, PyPI sample images, generators).",

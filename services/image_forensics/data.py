@@ -24,12 +24,12 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from .constants import FAMILIES
 from .processing import random_processing
 
 log = logging.getLogger(__name__)
 
 CROP = 96
-FAMILIES = ("realesrgan", "ae_deconv", "ae_bilinear", "sr_shuffle", "dcgan")
 
 
 def read_manifest(data_dir: Path) -> list[dict]:
