@@ -1,5 +1,7 @@
-"""Photo list and split rules of the image data set (no downloads)."""
+"""Photo list and split rules of the image data set (the slow test reads the built data/images)."""
 import json
+
+import pytest
 
 from tidegate.services.image_forensics.sources import PHOTO_LIST, assign_splits
 
@@ -20,3 +22,23 @@ def test_splits_are_by_source_deterministic_and_stable():
     counts = {s: list(a.values()).count(s) for s in ("train", "val", "test")}
     assert counts == {"train": 24, "val": 6, "test": 10}
     assert set(a) == set(sources)  # every photo in exactly one split
+
+
+@pytest.mark.slow
+def test_built_manifest_splits_by_photo_and_has_controls():
+    """Needs `tidegate data images` to have been run (data/images/manifest.jsonl)."""
+    from pathlib import Path
+
+    from tidegate.services.image_forensics.data import read_manifest
+
+    path = Path("data/images")
+    if not (path / "manifest.jsonl").is_file():
+        pytest.skip("data/images not built")
+    records = read_manifest(path)
+    split_of = {}
+    for r in records:
+        if r["source"] is not None:
+            assert split_of.setdefault(r["source"], r["split"]) == r["split"], r["source"]
+    kinds = {(r["family"], r["kind"]) for r in records}
+    assert ("real", "processed") in kinds and ("real", "clean") in kinds
+    assert len({r["family"] for r in records} - {"real"}) >= 4
