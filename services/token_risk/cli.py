@@ -56,7 +56,8 @@ def _eval_text(args) -> int:
 
     _threads(args.threads)
     rep = run_eval(Path(args.data), Path(args.out), Path(args.model) if args.model else None, _layers(args.layers),
-                   args.epochs, args.k, args.fpr, args.seed, not args.no_posthoc, args.lm, _cmdline())
+                   args.epochs, args.k, args.fpr, args.seed, not args.no_posthoc, args.lm, _cmdline(),
+                   seeds=_layers(args.seeds))
     print(markdown_table(rep))
     return 0
 
@@ -136,6 +137,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--fpr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-posthoc", action="store_true", help="skip the MiniLM baseline")
+    p.add_argument("--seeds", default="", help="comma-separated training seeds for a seed-variation study of the "
+                   "SLD recipes (e.g. 0,1,2; empty = none)")
     p.set_defaults(func=_eval_text)
 
     p = groups["text"].add_parser("score", parents=[common], help="Score prompt/response pairs as streaming would.",

@@ -81,7 +81,8 @@ def probe_ms_per_token(probe, D: int, steps: int = 300) -> float:
 
 # ---- evaluation -------------------------------------------------------------------------------------------
 def run_eval(data_dir: Path, out_dir: Path, model_dir: Path | None, layers: list[int], epochs: int, k: int,
-             fpr_budget: float, seed: int, posthoc: bool, lm_source: str | None, command: str) -> dict:
+             fpr_budget: float, seed: int, posthoc: bool, lm_source: str | None, command: str,
+             seeds: list[int] | None = None) -> dict:
     head, card = load_head(model_dir)
     L = int(card["layer"])
     samples = load_samples(data_dir)
@@ -131,6 +132,20 @@ def run_eval(data_dir: Path, out_dir: Path, model_dir: Path | None, layers: list
         thr = calibrate_threshold(v, sld_scores(h, c, v), fpr_budget)
         sweep[layer] = {"layer": layer, "val": stream_metrics(v, sld_scores(h, c, v), thr),
                         "test": stream_metrics(t, sld_scores(h, c, t), thr)}
+    # seed variation of the SLD recipes (training randomness only; same data and split)
+    seed_study = {}
+    for name, change in {"sld-atc-window8": {}, "sld-atc-window0": {"window": 0}, "sld-ce-only": {"method": "ce"}}.items():
+        if not seeds or len(seeds) < 2:
+            break
+        vals = []
+        for sd in seeds:
+            cfg = TrainConfig(**{**asdict(base), **change, "seed": sd})
+            h = train_sld(cache, cfg, desc=f"{name} seed {sd}")
+            thr = calibrate_threshold(val, sld_scores(h, cache, val), fpr_budget)
+            m = stream_metrics(test, sld_scores(h, cache, test), thr)
+            vals.append({"seed": sd, "streaming_f1": m["streaming"]["f1"], "response_f1": m["response"]["f1"],
+                         "benign_fpr": m["benign_fpr"], "median_delay": m["delay"]["median_tokens"]})
+        seed_study[name] = vals
     # latency: the decode step of the protected model and every detector, same process, same thread count
     from .lm import load_protected_model
 
@@ -140,7 +155,7 @@ def run_eval(data_dir: Path, out_dir: Path, model_dir: Path | None, layers: list
     report = {"command": command, "data_hash": cache.meta.get("data_hash"), "protected_model": card["protected_model"],
               "layer": L, "threads": torch.get_num_threads(), "fpr_budget": fpr_budget, "posthoc_k": k,
               "methods": results, "layer_sweep": {str(k_): v for k_, v in sweep.items()},
-              "ms_per_token": timing, "head_state_size": head.state_size}
+              "ms_per_token": timing, "head_state_size": head.state_size, "seed_study": seed_study}
     write_reports(report, out_dir)
     return report
 
@@ -197,6 +212,17 @@ def write_reports(report: dict, out_dir: Path) -> None:
     for name, r in report["methods"].items():
         g, o = r["test"]["streaming_grounded"], r["test"]["streaming_onset"]
         md.append(f"| {name} | {_fmt(g and g['f1'])} | {_fmt(o and o['f1'])} |")
+    if report.get("seed_study"):
+        md += ["", f"## Seed variation at layer {report['layer']} (test; mean ± sd over training seeds)", "",
+               "| recipe | seeds | streaming F1 | response F1 | benign FPR | median delay |",
+               "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for name, vals in report["seed_study"].items():
+            def ms(key, pct=False):
+                a = np.array([v[key] for v in vals if v[key] is not None], dtype=float)
+                f = 100 if pct else 1
+                return f"{f * a.mean():.{1 if pct else 3}f} ± {f * a.std():.{1 if pct else 3}f}" + ("%" if pct else "")
+            md.append(f"| {name} | {','.join(str(v['seed']) for v in vals)} | {ms('streaming_f1')} | {ms('response_f1')} | "
+                      f"{ms('benign_fpr', True)} | {ms('median_delay')} |")
     md += ["", "Reproduce: `" + report["command"] + "`", ""]
     (out_dir / "results.md").write_text("\n".join(md))
 
