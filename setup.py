@@ -1,10 +1,11 @@
 """Maps the repository's top-level folders into one import namespace:
 tidegate/ -> tidegate, shared/ -> tidegate.shared, services/ -> tidegate.services."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 
 def packages_under(prefix: str, folder: str) -> list[str]:
-    return [prefix] + [f"{prefix}.{name}" for name in find_packages(folder)]
+    # namespace packages too: model folders (services/*/models/default) hold data files, not code
+    return [prefix] + [f"{prefix}.{name}" for name in find_namespace_packages(folder, exclude=["*__pycache__*"])]
 
 
 setup(
