@@ -3,8 +3,9 @@
 Three measurements in one run, on one machine, so their ratios mean something:
 1. saturation: a backlog of ``sessions x chunks`` chunks is published first, then one worker process-thread drains it;
    tokens/s = scored tokens / wall time from first poll to last verdict flushed;
-2. half load: a paced producer (separate process) publishes at half that rate; a reader (separate process) records
-   chunk-to-verdict latency (verdict received minus ``sent_at`` stamped just before the send);
+2. paced loads (10%, 25% and 50% of that rate by default; 50% is the headline): a paced producer (separate process)
+   publishes, a reader (separate process) records chunk-to-verdict latency (verdict received minus ``sent_at`` stamped
+   just before the send). Producer, reader, broker, Redis and worker share this machine's cores;
 3. head only: the same head stepping the same number of sessions in memory (no Kafka, no Redis).
 Writes ``reports/bench/token-worker.json``.
 """
@@ -46,9 +47,10 @@ def produce(settings_json: str, sessions: int, chunks: int, tokens: int, dim: in
     """Publish chunk rounds (every session's seq k, then k+1, ...), paced to ``rate_tokens_s`` if given."""
     from tidegate.shared import topics
     from tidegate.shared.config import Settings
-    from tidegate.shared.kafka import make_producer, publish
+    from tidegate.shared.kafka import make_producer, publish, topic_name
     settings = Settings.model_validate_json(settings_json)
     producer = make_producer(settings, linger_ms=2)
+    producer.partitions_for(topic_name(settings, topics.GEN_CHUNKS))  # connect and fetch metadata before the clock
     rng = np.random.default_rng(seq_offset)
     started = time.perf_counter()
     sent_tokens = 0
@@ -75,12 +77,14 @@ def read_latencies(settings_json: str, expected: int, timeout: float, out: mp.Qu
     from tidegate.shared.config import Settings
     from tidegate.shared.kafka import client_config, decode_record, topic_name
     settings = Settings.model_validate_json(settings_json)
-    consumer = KafkaConsumer(topic_name(settings, topics.VERDICTS), group_id="bench-reader",
+    consumer = KafkaConsumer(topic_name(settings, topics.VERDICTS), group_id=f"bench-reader-{time.time_ns()}",
                              auto_offset_reset="latest", enable_auto_commit=False,
                              fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                              session_timeout_ms=settings.kafka_session_timeout_ms, **client_config(settings))
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
+    for tp in consumer.assignment():  # resolve "latest" now, before the producer starts
+        consumer.position(tp)
     out.put("ready")
     latencies = []
     deadline = time.monotonic() + timeout
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--chunk-tokens", type=int, default=16)
     parser.add_argument("--chunks", type=int, default=6, help="chunks per session in the saturation phase")
-    parser.add_argument("--latency-chunks", type=int, default=4, help="chunks per session in the half-load phase")
+    parser.add_argument("--latency-chunks", type=int, default=4, help="chunks per session in each paced phase")
+    parser.add_argument("--loads", type=float, nargs="+", default=[0.1, 0.25, 0.5],
+                        help="paced loads as fractions of the measured saturation throughput")
     parser.add_argument("--broker", choices=["noida", "tansu"], default="noida")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker")
     parser.add_argument("--out", type=Path, default=REPORT)
@@ -171,22 +177,29 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - t0
         tokens_per_s = total * args.chunk_tokens / elapsed
 
-        # 2. half load, paced, with a reader in its own process
-        queue = ctx.Queue()
-        expected = args.sessions * args.latency_chunks
-        reader = ctx.Process(target=read_latencies, args=(sj, expected, 300.0, queue))
-        reader.start()
-        assert queue.get(timeout=120) == "ready"
-        rate = tokens_per_s / 2
-        writer = ctx.Process(target=produce, args=(sj, args.sessions, args.latency_chunks, args.chunk_tokens, dim,
-                                                   layer, 1 + args.chunks, rate))
-        writer.start()
+        # 2. paced loads (half of saturation is the headline), each with a reader in its own process
         stop = threading.Event()
         worker = threading.Thread(target=consumer.run, args=(stop,))
         worker.start()
-        latencies = np.array(queue.get(timeout=600))
-        writer.join()
-        reader.join()
+        by_load = {}
+        next_seq = 1 + args.chunks
+        for fraction in sorted(set(args.loads) | {0.5}):
+            queue = ctx.Queue()
+            expected = args.sessions * args.latency_chunks
+            reader = ctx.Process(target=read_latencies, args=(sj, expected, 300.0, queue))
+            reader.start()
+            assert queue.get(timeout=120) == "ready"
+            rate = tokens_per_s * fraction
+            writer = ctx.Process(target=produce, args=(sj, args.sessions, args.latency_chunks, args.chunk_tokens,
+                                                       dim, layer, next_seq, rate))
+            writer.start()
+            latencies = np.array(queue.get(timeout=600))
+            writer.join()
+            reader.join()
+            next_seq += args.latency_chunks
+            by_load[fraction] = {"tokens_per_s": round(rate, 1), "samples": int(latencies.size),
+                                 "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+                                 "p99_ms": round(float(np.percentile(latencies, 99)), 2)}
         stop.set()
         worker.join()
         consumer.close()
@@ -196,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         head_tps = head_only_tokens_per_s(engine.head, args.sessions, args.chunk_tokens, dim)
         result = {
             "tokens_per_s": round(tokens_per_s, 1),
-            "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-            "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-            "latency_load_tokens_per_s": round(rate, 1),
-            "latency_samples": int(latencies.size),
+            "p50_ms": by_load[0.5]["p50_ms"],
+            "p99_ms": by_load[0.5]["p99_ms"],
+            "latency_by_load_fraction": by_load,
             "head_only_tokens_per_s": round(head_tps, 1),
             "worker_to_head_ratio": round(tokens_per_s / head_tps, 4),
             "sessions": args.sessions,
