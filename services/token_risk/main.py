@@ -11,12 +11,14 @@ import asyncio
 import logging
 import threading
 
+from typing import TYPE_CHECKING
+
 from tidegate.services.token_risk.config import TokenRiskSettings
-from tidegate.services.token_risk.engine import RiskEngine
-from tidegate.services.token_risk.sessions import SessionStore
 from tidegate.shared.config import Settings, get_settings
 from tidegate.shared.observability import setup_logging, start_metrics_server
-from tidegate.shared.redis_client import make_redis
+
+if TYPE_CHECKING:  # torch loads only when the service starts, not for `tidegate --help`
+    from tidegate.services.token_risk.engine import RiskEngine
 
 log = logging.getLogger("tidegate.token_risk")
 
@@ -24,7 +26,10 @@ log = logging.getLogger("tidegate.token_risk")
 def build_engine(settings: Settings, risk: TokenRiskSettings, protected_model=None) -> RiskEngine:
     """Load the head and connect to Redis. Without a ``protected_model`` (loaded lazily for text mode), the model's
     tokenizer is still loaded for exact character offsets, unless ``exact_char_offsets`` is off."""
+    from tidegate.services.token_risk.engine import RiskEngine
     from tidegate.services.token_risk.kelp.sld import load_head
+    from tidegate.services.token_risk.sessions import SessionStore
+    from tidegate.shared.redis_client import make_redis
 
     head, card = load_head(risk.head_dir)
     store = SessionStore(make_redis(settings), settings.redis_namespace, risk.session_ttl_s, risk.finished_ttl_s)
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p = groups["text"].add_parser(
-        "serve", help="run the token-risk service (Kafka worker + gRPC TokenRisk + /metrics)",
+        "serve", help="Run the token-risk service (Kafka worker + gRPC TokenRisk + /metrics).",
         description="Consume tidegate.gen-chunks.v1, keep per-session SLD state in Redis, publish a verdict per "
                     "chunk to tidegate.verdicts.v1, and serve TokenRisk.StreamGeneration over gRPC. "
                     "Configured by TIDEGATE_* and TIDEGATE_TOKEN_RISK_* environment variables.")

@@ -27,3 +27,9 @@ def test_cli_rejects_a_missing_command_with_usage_error():
 def test_stack_commands_are_registered():
     args = build_parser().parse_args(["stack", "up", "--broker", "tansu", "--kafka-port", "0"])
     assert args.broker == "tansu" and args.kafka_port == 0 and callable(args.func)
+
+
+def test_cli_help_stays_fast_by_not_importing_torch():
+    code = "import sys; from tidegate.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
