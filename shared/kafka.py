@@ -149,8 +149,12 @@ class TopicConsumer:
         cfg.update(consumer_overrides)
         self.consumer = KafkaConsumer(topic_name(settings, name), **cfg)
         self._failures = 0
+        self._dead_lettered: set[tuple[int, int]] = set()  # (partition, offset) sent to the DLQ, not yet committed
 
     def _send_dead_letter(self, record, error: str, kind: str) -> None:
+        if (record.partition, record.offset) in self._dead_lettered:
+            return  # a retried batch meets it again: one dead letter is enough
+        self._dead_lettered.add((record.partition, record.offset))
         log.warning("dead-lettered record", extra={"topic": record.topic, "partition": record.partition,
                                                      "offset": record.offset, "error": error, "error_type": kind})
         DEAD_LETTERS.labels(self.topic.name, kind).inc()
@@ -189,6 +193,7 @@ class TopicConsumer:
             return 0
         self._failures = 0
         self.commit(polled)
+        self._dead_lettered.clear()
         RECORDS.labels(self.topic.name, "ok").inc(len(records) - len(rejected))
         BATCH_SECONDS.labels(self.topic.name).observe(time.perf_counter() - started)
         return len(records)
