@@ -84,6 +84,11 @@ def _serve_grpc(settings, engine):
         Service(services_pb2_grpc.add_TokenRiskServicer_to_server, TokenRiskServicer(engine, settings), name)])
 
 
+def _guarded(lm, engine, transport) -> GuardedGenerator:
+    return GuardedGenerator(lm.model, lm.tokenizer, transport, layer=engine.layer, model_id=MODEL_ID, tenant_id="t",
+                            chunk_tokens=CHUNK, wait_for_verdicts=True)
+
+
 def _in_loop_thread(make_server):
     """Build and run an aio gRPC server on its own event-loop thread (it must be created on that loop)."""
     loop = asyncio.new_event_loop()
@@ -105,8 +110,7 @@ def _in_loop_thread(make_server):
 def test_the_plugin_streams_a_real_generation_whose_verdicts_match_teacher_forcing(settings, lm, engine):
     port, stop = _in_loop_thread(lambda: _serve_grpc(settings, engine))
     try:
-        guard = GuardedGenerator(lm.model, lm.tokenizer, GrpcTransport(f"127.0.0.1:{port}"), layer=engine.layer,
-                                 model_id=MODEL_ID, tenant_id="t", chunk_tokens=CHUNK, wait_for_verdicts=True)
+        guard = _guarded(lm, engine, GrpcTransport(f"127.0.0.1:{port}"))
         result = guard.generate("Give me three tips for sleeping well.", max_new_tokens=40)
     finally:
         stop()
@@ -125,8 +129,7 @@ def test_the_plugin_stops_a_real_generation_on_a_stop_verdict_over_grpc(settings
     engine.threshold = 0.0  # a head that flags everything: the plug-in must stop at the first verdict with stop
     port, stop = _in_loop_thread(lambda: _serve_grpc(settings, engine))
     try:
-        guard = GuardedGenerator(lm.model, lm.tokenizer, GrpcTransport(f"127.0.0.1:{port}"), layer=engine.layer,
-                                 model_id=MODEL_ID, tenant_id="t", chunk_tokens=CHUNK, wait_for_verdicts=True)
+        guard = _guarded(lm, engine, GrpcTransport(f"127.0.0.1:{port}"))
         result = guard.generate("Write a long story about a lighthouse keeper.", max_new_tokens=64)
     finally:
         stop()
@@ -143,8 +146,7 @@ def test_the_plugin_stops_a_real_generation_over_kafka(settings, lm, engine):
     worker = threading.Thread(target=consumer.run, args=(halt,))
     worker.start()
     try:
-        guard = GuardedGenerator(lm.model, lm.tokenizer, KafkaTransport(settings), layer=engine.layer,
-                                 model_id=MODEL_ID, tenant_id="t", chunk_tokens=CHUNK, wait_for_verdicts=True)
+        guard = _guarded(lm, engine, KafkaTransport(settings))
         result = guard.generate("Write a long story about a lighthouse keeper.", max_new_tokens=64)
     finally:
         halt.set()
