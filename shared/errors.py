@@ -14,15 +14,6 @@ class InvalidArgument(TidegateError, ValueError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
-class NotFound(TidegateError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class FailedPrecondition(TidegateError):
-    """The input is valid but out of order (e.g. a sequence gap)."""
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
 class ResourceExhausted(TidegateError):
     """Too big or too many: shrink the request or slow down."""
     code = grpc.StatusCode.RESOURCE_EXHAUSTED

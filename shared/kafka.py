@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
@@ -217,9 +217,6 @@ class TopicConsumer:
         if self._own_producer:
             self.producer.flush()
             self.producer.close()
-
-    def assigned(self) -> set[TopicPartition]:
-        return set(self.consumer.assignment())
 
 
 def read_records(settings: Settings, name: str, count: int, timeout: float = 30.0,

@@ -36,6 +36,3 @@ class Keys:
 
     def subject(self, tenant_id: str, subject_id: str, kind: str) -> str:
         return f"{self.namespace}:{{{_clean(tenant_id)}:{_clean(subject_id)}}}:{_clean(kind)}"
-
-    def tenant(self, tenant_id: str, kind: str) -> str:
-        return f"{self.namespace}:{{{_clean(tenant_id)}}}:{_clean(kind)}"

@@ -167,12 +167,12 @@ class Stack:
         self._save(state)
         self._wait_listening(name, pid, port, timeout)
 
-    def stop_service(self, name: str, timeout: float = 10.0, hard: bool = False) -> None:
+    def stop_service(self, name: str, timeout: float = 10.0) -> None:
         state = self.load()
         if state is None or name not in state.pids:
             return
         pid = state.pids.pop(name)
-        _terminate(pid, timeout, hard)
+        _terminate(pid, timeout)
         self._save(state)
 
     def up(self, create_topics: bool = True, timeout: float = 60.0) -> StackState:
@@ -223,9 +223,9 @@ class Stack:
             shutil.rmtree(self.run_dir)
 
 
-def _terminate(pid: int, timeout: float, hard: bool = False) -> None:
+def _terminate(pid: int, timeout: float) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL if hard else signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
